@@ -111,6 +111,19 @@ def test_render_many_arrivals_is_fast():
     assert y.shape == (2, FS) and np.all(np.isfinite(y))
 
 
+def test_render_nearest_interp_is_close():
+    head = SphericalHead()
+    rng = np.random.default_rng(2)
+    n = 2000
+    args = (rng.uniform(-180, 180, n), rng.uniform(-90, 90, n), rng.uniform(0.01, 0.2, n),
+            rng.choice([-1.0, 1.0], n) * 0.01)
+    exact, near = head.render(*args, 4000), head.render(*args, 4000, interp="nearest")
+    # same energy (random placement), different fine timing
+    np.testing.assert_allclose(np.sum(near**2), np.sum(exact**2), rtol=0.1)
+    with pytest.raises(HRTFError):
+        head.render(*args, 4000, interp="cubic")
+
+
 def test_sample_listener_deterministic_and_varied():
     a = sample_listener(np.random.default_rng(7))
     b = sample_listener(np.random.default_rng(7))
