@@ -242,6 +242,8 @@ def doa(
                 typer.echo(json.dumps({"file": str(f), "azimuth": None, "confidence": 0.0, "error": msg}))
             continue
         results.append(r)
+        if r.azimuth is None:
+            typer.echo(f"{f}: no talker found (silence or below {-60} dBFS)", err=True)
         if as_json:
             typer.echo(json.dumps(r.to_json(frames)))
         else:
