@@ -82,6 +82,8 @@ def bench_rir(repeats: int = 5, rt60s=(0.3, 0.6, 0.9)) -> list[dict]:
               f" {pra_s} {ratio} {ratio_full}")
     print("images: ISM arrivals before the crossover (tail mode); ISM-only renders all "
           f"{rows[-1]['n_images_full']} images of order <= {rows[-1]['order']} at the last RT60.")
+    print("pra renders every image of order <= N (same N): 'ratio ISM' is the like-for-like comparison; "
+          "'ratio' times binlearn's default (early images + stochastic tail) against the same pra run.")
     return rows
 
 

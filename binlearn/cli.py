@@ -160,6 +160,8 @@ def finetune(
                                         "Without it: same network from random weights (supervised baseline)."),
     label_fraction: float = typer.Option(1.0, help="Train on this random fraction of the labelled clips."),
     freeze_encoder: bool = typer.Option(False, help="Train only the DoA head (linear probe)."),
+    inactive_weight: float = typer.Option(1.0, help="Weight of the uniform ('no direction') target on frames "
+                                          "without the talker; 0 trains on talker frames only."),
     epochs: int = typer.Option(30),
     steps: int = typer.Option(0),
     batch_size: int = typer.Option(16),
@@ -180,7 +182,7 @@ def finetune(
 
     tcfg = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, segment_s=segment,
                        snr_range=_range(snr, "--snr"), patience=patience, seed=seed, label_fraction=label_fraction,
-                       freeze_encoder=freeze_encoder)
+                       freeze_encoder=freeze_encoder, inactive_weight=inactive_weight)
     summary = run(data_dir, out, init=init, tcfg=tcfg, mcfg=ModelConfig(causal=causal, full_circle=full_circle),
                   device=device, resume=resume, progress=not quiet, log=lambda m: typer.echo(m, err=True))
     mae = summary.get("best", {}).get("val_mae_deg", float("nan"))

@@ -18,7 +18,7 @@ import os
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal
+from scipy import signal, sparse
 
 __all__ = [
     "HRTFError",
@@ -78,11 +78,12 @@ def unit_vectors(az_deg, el_deg) -> np.ndarray:
     """(n, 3) unit vectors in the head frame (x ahead, y left, z up)."""
     az = np.deg2rad(np.asarray(az_deg, dtype=np.float64))
     el = np.deg2rad(np.asarray(el_deg, dtype=np.float64))
-    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+    cos_el = np.cos(el)  # computed once: this runs for every arrival of a RIR
+    return np.stack([cos_el * np.cos(az), cos_el * np.sin(az), np.sin(el)], axis=-1)
 
 
 def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int, length: int,
-             interp: str = "sinc", chunk: int = 65536) -> np.ndarray:
+             interp: str = "sinc", chunk: int = 1024) -> np.ndarray:
     """Place band-limited impulses at fractional sample positions.
 
     rows (m,) int row index, pos (m,) float position in samples, weights (k, m): k weight
@@ -96,7 +97,10 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
         idx = np.rint(pos)
         ok = (idx >= 0) & (idx < length)
         flat = rows[ok].astype(np.intp) * length + idx[ok].astype(np.intp)
-        out = np.stack([np.bincount(flat, weights=weights[j, ok], minlength=n_rows * length) for j in range(k)])
+        size = n_rows * length
+        # one bincount for all k weight sets (k offset copies of the indices): no stacking copy
+        flat_k = (flat[None, :] + (np.arange(k) * size)[:, None]).ravel()
+        out = np.bincount(flat_k, weights=weights[:, ok].ravel(), minlength=k * size)
         return out.reshape(k, n_rows, length)
     if interp != "sinc":
         raise HRTFError(f"interp must be 'sinc' or 'nearest', got {interp!r}")
@@ -105,17 +109,35 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
     base = np.floor(pos)
     # kernels entirely outside the output contribute nothing
     ok = (base >= -_SINC_HALF - 1) & (base <= length + _SINC_HALF - 1)
-    rows, pos, base, weights = rows[ok], pos[ok], base[ok], weights[:, ok]
+    if not ok.all():  # (the copies cost more than the test when nothing is dropped)
+        rows, pos, base, weights = rows[ok], pos[ok], base[ok], weights[:, ok]
+    out = np.zeros((k, n_rows, width))
+    if pos.size == 0:
+        return out[:, :, pad:pad + length]
+    n_taps = _SINC_OFFSETS.size
     phase = np.rint((pos - base) * _SINC_PHASES).astype(np.intp)
-    start = rows.astype(np.intp) * width + base.astype(np.intp) + pad
-    out = np.zeros((k, n_rows * width))
-    for s in range(0, pos.size, chunk):  # chunks only bound memory; all arrivals are vectorised
+    first = base.astype(np.intp) + (pad + _SINC_OFFSETS[0])  # sample of each kernel's first tap
+    lo = int(first.min())
+    n_samp = int(first.max()) - lo + n_taps  # the arrivals' span: work is bounded by it, not by length
+    span = n_samp * n_rows
+    idx = np.int32 if span < 2**31 else np.int64
+    # Time-major index (sample * n_rows + row), relative to the first kernel's first tap.
+    start = ((first - lo) * n_rows + rows).astype(idx)
+    taps = (np.arange(n_taps) * n_rows).astype(idx)
+    acc = np.zeros((span, k))
+    # The kernels form a sparse (span, m) matrix, one 32-tap column per arrival; its product
+    # with the (m, k) weights does the scatter for all k weight sets in a single pass, with
+    # no (m, 32) weighted copies (several times faster than k bincounts).
+    # Chunks keep the (chunk * 32) temporaries cache-sized (measured ~2x faster than one big
+    # chunk at 5-10k arrivals: large fresh arrays cost page faults); arrivals stay vectorised.
+    for s in range(0, pos.size, chunk):
         sl = slice(s, s + chunk)
-        flat = (start[sl, None] + _SINC_OFFSETS).ravel()
-        ker = _SINC_TABLE[phase[sl]]
-        for j in range(k):
-            out[j] += np.bincount(flat, weights=(ker * weights[j, sl, None]).ravel(), minlength=n_rows * width)
-    return out.reshape(k, n_rows, width)[:, :, pad:pad + length]
+        m = phase[sl].size
+        ker = sparse.csc_array((_SINC_TABLE[phase[sl]].ravel(), (start[sl, None] + taps).ravel(),
+                                np.arange(0, n_taps * m + 1, n_taps, dtype=idx)), shape=(span, m))
+        acc += ker @ np.ascontiguousarray(weights[:, sl].T)
+    out[:, :, lo:lo + n_samp] = acc.reshape(n_samp, n_rows, k).transpose(2, 1, 0)
+    return out[:, :, pad:pad + length]
 
 
 class HRTF:

@@ -15,6 +15,7 @@ class Progress:
         self.t0 = time.perf_counter()
         self.last = 0.0
         self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.open_line = False  # a tty line is drawn and not yet ended
 
     def update(self, done: int, unit: str = "it", **stats) -> None:
         if not self.enabled:
@@ -34,11 +35,13 @@ class Progress:
                 f"{rate:.2f} {unit}/s eta {eta:.0f}s {extra}")
         if self.tty:
             self.stream.write("\r" + line.ljust(100) + ("\n" if final else ""))
+            self.open_line = not final
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled and self.tty:
+        if self.enabled and self.tty and self.open_line:
+            self.open_line = False
             self.stream.write("\n")
             self.stream.flush()

@@ -12,6 +12,8 @@ azimuth of the head's forward direction in the room frame (counter-clockwise fro
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import signal
 
@@ -272,6 +274,13 @@ def binaural_rir(room_dim, source, head_pos, head_yaw_deg, rt60_s, hrtf: HRTF, *
         order = int(max_order)
     beta = np.sqrt(1.0 - alpha)
     pos, gain, _ = image_sources(dim, src, order, np.full(6, beta))
+    crossover = np.inf
+    if late_tail and rt60 > 0:
+        # drop images beyond the crossover before computing their directions
+        crossover = _first_missing_distance(dim, src, head, order) / C_SOUND
+        keep = np.linalg.norm(pos - head, axis=-1) / C_SOUND < crossover
+        keep[0] = True
+        pos, gain = pos[keep], gain[keep]
     az, el, r = _relative_directions(pos, head, yaw)
     t = r / C_SOUND
     direct_delay = float(t[0])
@@ -280,14 +289,7 @@ def binaural_rir(room_dim, source, head_pos, head_yaw_deg, rt60_s, hrtf: HRTF, *
     length = int(length)
     if length <= 0:
         raise RoomError(f"length must be positive, got {length}")
-
     amp = gain / (4 * np.pi * r)
-    crossover = np.inf
-    if late_tail and rt60 > 0:
-        crossover = _first_missing_distance(dim, src, head, order) / C_SOUND
-        keep = t < crossover
-        keep[0] = True
-        az, el, t, amp = az[keep], el[keep], t[keep], amp[keep]
     direct = _render_direct(hrtf, az[0], el[0], t[0], amp[0], length, fs)
     rir = direct.copy()
     sos = _dc_block(fs)
@@ -318,6 +320,7 @@ def binaural_rir(room_dim, source, head_pos, head_yaw_deg, rt60_s, hrtf: HRTF, *
     return rir, info
 
 
+@functools.lru_cache(maxsize=8)  # designing the filter costs as much as applying it
 def _dc_block(fs: int) -> np.ndarray:
     """2nd-order Butterworth high-pass at 40 Hz (sos) for the reverberant part.
 
@@ -325,7 +328,7 @@ def _dc_block(fs: int) -> np.ndarray:
     near-DC component (energy piling up far above the incoherent sum of the images, which
     also biases the tail-level fit); Allen & Berkley recommend high-passing ISM responses.
     """
-    return signal.butter(2, 40.0, "highpass", fs=fs, output="sos")
+    return signal.butter(2, 40.0, "highpass", fs=fs, output="sos")  # cached: do not modify
 
 
 def _tail_scale(refl: np.ndarray, tail: np.ndarray, t_refl: np.ndarray, crossover: float, rt60: float,

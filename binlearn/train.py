@@ -57,6 +57,7 @@ class TrainConfig:
     # fine-tuning
     label_fraction: float = 1.0
     freeze_encoder: bool = False
+    inactive_weight: float = 1.0   # weight of the uniform target on frames without the talker (0: ignore them)
     init: str = ""
 
 
@@ -116,22 +117,33 @@ class DistillTask:
 
 
 class DoATask:
-    """Per-frame soft-label cross-entropy over the azimuth grid on frames where the clean talker is active."""
+    """Per-frame soft-label cross-entropy over the azimuth grid.
+
+    Frames where the clean talker is active get a Gaussian target around the true azimuth. Other frames (speech
+    pauses: only noise, interferers and reverberation) get a uniform target with weight ``inactive_weight``, so
+    the model learns to say "no direction here" instead of confidently pointing at the noise -- which is what
+    lets averaging frame posteriors over a whole utterance work at low SNR. ``inactive_weight=0`` trains on
+    active frames only.
+    """
 
     kind = "doa"
 
-    def __init__(self, fcfg: FeatureConfig, mcfg: ModelConfig):
-        self.fcfg, self.mcfg = fcfg, mcfg
+    def __init__(self, fcfg: FeatureConfig, mcfg: ModelConfig, inactive_weight: float = 1.0):
+        self.fcfg, self.mcfg, self.inactive_weight = fcfg, mcfg, inactive_weight
 
     def loss_fn(self, model, x, clean, az) -> tuple[torch.Tensor, dict]:
         logits = model(input_features(x, self.fcfg)).float()              # (B, T, K)
-        mask = active_frames(clean, self.fcfg).float()
+        active = active_frames(clean, self.fcfg).float()                  # (B, T)
         target = soft_labels(az, self.mcfg).to(logits.device)             # (B, K)
-        ce = -(target[:, None, :] * F.log_softmax(logits, -1)).sum(-1)    # (B, T)
-        loss = (ce * mask).sum() / mask.sum().clamp_min(1.0)
+        logp = F.log_softmax(logits, -1)
+        ce_active = -(target[:, None, :] * logp).sum(-1)                  # (B, T)
+        ce_uniform = -logp.mean(-1)                                       # (B, T)
+        w = active + self.inactive_weight * (1 - active)
+        loss = ((active * ce_active + self.inactive_weight * (1 - active) * ce_uniform).sum()
+                / w.sum().clamp_min(1.0))
         with torch.no_grad():
-            # Utterance estimate: average frame posteriors over active frames.
-            p = (F.softmax(logits, -1) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0)
+            # Utterance estimate as at inference: average frame posteriors over all frames.
+            p = F.softmax(logits, -1).mean(1)
             est = frames_to_azimuth(torch.log(p.clamp_min(1e-8)), self.mcfg)
             err = (est - az).abs()
             if self.mcfg.full_circle:
@@ -384,7 +396,7 @@ def finetune(data_dir: str | Path, out: str | Path, *, init: str | Path | None =
                 "azimuth_grid": [float(a) for a in torch.arange(mcfg.n_classes) * mcfg.az_step + mcfg.az_min],
                 "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
 
-    return fit(DoATask(fcfg, mcfg), model, train, val, tcfg, out, payload, device=device, resume=resume,
+    return fit(DoATask(fcfg, mcfg, tcfg.inactive_weight), model, train, val, tcfg, out, payload, device=device, resume=resume,
                progress=progress, log=log)
 
 

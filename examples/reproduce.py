@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-FULL = dict(clips=800, duration=2.0, pretrain_steps=900, finetune_steps=360, seeds=(0, 1, 2))
+FULL = dict(clips=800, duration=2.0, pretrain_steps=800, finetune_steps=300, seeds=(0, 1, 2))
 QUICK = dict(clips=120, duration=1.0, pretrain_steps=40, finetune_steps=30, seeds=(0,))
 CLASSIC = ("gcc-phat", "srp-phat", "music")
 NOISY = ("0dB", "-5dB", "-10dB")
