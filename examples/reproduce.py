@@ -43,7 +43,7 @@ def seed_pipeline(out: Path, seed: int, p: dict, device: str, workers: int, log)
     bl = [sys.executable, "-m", "binlearn"]
     if not (data / "metadata.csv").is_file():
         run(bl + ["simulate", str(data), "--clips", str(p["clips"]), "--duration", str(p["duration"]), "--seed", str(seed),
-                  "--workers", str(workers), "-q", "--overwrite" if data.exists() else "--resume"], log)
+                  "--workers", str(workers), "-q", "--resume"], log)
     common = ["--device", device, "--seed", str(seed), "-q"]
     pre = d / "pretrained.pt"
     if not pre.is_file():

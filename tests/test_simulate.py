@@ -156,3 +156,24 @@ def test_speech_dir_splits_by_speaker(tmp_path):
     assert not (spk["train"] & spk["test"]) and not (spk["train"] & spk["val"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["speech_dir"] == str(root)
+
+
+def test_simulate_with_sofa_heads(tmp_path):
+    """Measured-HRTF path: three synthetic SOFA files are dealt to the splits so heads stay disjoint."""
+    pytest.importorskip("h5py")
+    from binlearn.hrtf import SphericalHead, write_sofa
+
+    grid_az = np.arange(-180.0, 180.0, 5.0)
+    files = []
+    for i, radius in enumerate((0.08, 0.09, 0.1)):
+        f = tmp_path / f"head{i}.sofa"
+        write_sofa(f, SphericalHead(radius=radius), grid_az, np.zeros_like(grid_az))
+        files.append(f)
+    out = tmp_path / "data"
+    args = ["simulate", str(out), "--clips", "9", "--duration", "0.5", "-q", "--splits", "0.34,0.33,0.33"]
+    res = runner.invoke(app, args + sum((["--hrtf", str(f)] for f in files), []))
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(out / "metadata.csv")))
+    heads = {s: {r["listener_id"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
+    assert all(h and all(x.startswith("sofa:head") for x in h) for h in heads.values())
+    assert not (heads["train"] & heads["test"]) and not (heads["train"] & heads["val"])
