@@ -6,7 +6,7 @@ recording ``x`` of shape ``(2, time)`` (channel 0 = left ear, 1 = right ear):
 ``gcc-phat``
     Generalised cross-correlation with phase transform.  The interaural delay
     is found on a fine lag grid and mapped to an azimuth through a
-    delay-vs-azimuth table (``itd_table``, e.g. :func:`itd_from_steering` or
+    delay-vs-azimuth table (``itd_table``, e.g. :func:`gcc_itd_table` or
     :func:`woodworth_itd`).
 ``srp-phat``
     Steered response power with phase transform, steered with the
@@ -52,6 +52,7 @@ __all__ = [
     "n_frames",
     "stft",
     "itd_from_steering",
+    "gcc_itd_table",
     "woodworth_itd",
     "gcc_phat_doa",
     "srp_phat_doa",
@@ -253,6 +254,28 @@ def itd_from_steering(steering, fs: float = 16000, band=(200.0, 1500.0)) -> np.n
     num = np.sum(w * om * phi[:, sel], axis=-1)
     den = np.sum(w * om**2, axis=-1) + _EPS
     return num / den
+
+
+def gcc_itd_table(steering, fs: float = 16000, band=DEFAULT_BAND, upsample: int = 8,
+                  max_lag_s: float = 1.5e-3) -> np.ndarray:
+    """Delay-vs-azimuth table matched to :func:`gcc_phat_doa`: the GCC-PHAT peak lag of each direction's own
+    interaural transfer ``H_L conj(H_R)`` over the same band.
+
+    A sphere's interaural delay depends on frequency (about 1.5x the Woodworth value at low frequencies), so a
+    table from a low-band phase slope (:func:`itd_from_steering`) biases GCC-PHAT, whose broadband peak weights
+    all bins of ``band`` equally. Returns ``(K,)`` seconds, ``tau > 0`` when the left ear leads.
+    """
+    H = _check_steering(steering)
+    bins = _band_bins(fs, band)
+    om = 2 * np.pi * _freqs(fs)[bins]
+    C = H[:, 0, bins] * np.conj(H[:, 1, bins])
+    C = C / (np.abs(C) + _EPS)
+    step = 1.0 / (fs * int(upsample))
+    n_lag = int(np.ceil(max_lag_s / step))
+    lags = np.arange(-n_lag, n_lag + 1) * step
+    ph = np.outer(om, lags)
+    G = C.real @ np.cos(ph) + C.imag @ np.sin(ph)  # (K, L)
+    return lags[0] + _parabolic_uniform(G) * step
 
 
 def _itd_to_az(tau, itd_table: np.ndarray, az: np.ndarray) -> np.ndarray:
@@ -501,7 +524,7 @@ def localise(
 ) -> dict:
     """Run one of :data:`METHODS` on ``x`` (2, time).
 
-    ``gcc-phat`` needs ``itd_table`` (derived with :func:`itd_from_steering`
+    ``gcc-phat`` needs ``itd_table`` (derived with :func:`gcc_itd_table`
     when only ``steering`` is given); ``srp-phat`` and ``music`` need
     ``steering``.  ``mask`` is an optional ``(n_frames,)`` bool array of
     active STFT frames (``n_frames = 1 + len // 160``).  Extra keyword
@@ -514,7 +537,7 @@ def localise(
         if itd_table is None:
             if steering is None:
                 raise ValueError("gcc-phat needs itd_table (or steering to derive it)")
-            itd_table = itd_from_steering(steering, fs=fs)
+            itd_table = gcc_itd_table(steering, fs=fs)
         return gcc_phat_doa(x, itd_table, az_grid, fs=fs, mask=mask, **kwargs)
     if steering is None:
         raise ValueError(f"{key} needs steering (K, 2, {N_BINS})")

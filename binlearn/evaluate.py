@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .audio import atomic_write_text
-from .baselines import METHODS, itd_from_steering, localise
+from .baselines import METHODS, gcc_itd_table, localise
 from .data import Clips, load_split, mix_at_snr
 from .features import FeatureConfig, active_frames, input_features
 from .hrtf import HRTF, load_hrtf
@@ -93,7 +93,7 @@ def model_method(path: str | Path, device: str = "auto") -> tuple[str, Callable[
 def baseline_method(name: str, hrtf: HRTF, az_grid: np.ndarray, fcfg: FeatureConfig) -> Callable[[torch.Tensor], MethodOutput]:
     """A classic localiser using the steering vectors of a reference head (the listener is unknown to it)."""
     steering = hrtf.transfer(az_grid, np.zeros_like(az_grid), n_fft=512)
-    itd = itd_from_steering(steering)
+    itd = gcc_itd_table(steering)
 
     def run(x: torch.Tensor) -> MethodOutput:
         masks = active_frames(x, fcfg).numpy()

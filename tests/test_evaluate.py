@@ -11,7 +11,7 @@ import pytest
 from scipy.signal import fftconvolve
 from typer.testing import CliRunner
 
-from binlearn.baselines import itd_from_steering, localise
+from binlearn.baselines import gcc_itd_table, localise
 from binlearn.cli import app
 from binlearn.evaluate import evaluate, format_table
 from binlearn.hrtf import SphericalHead
@@ -27,7 +27,7 @@ def test_baselines_localise_clean_anechoic_speech(method):
     head = SphericalHead()
     grid = np.arange(-90.0, 90.1, 5.0)
     steering = head.transfer(grid, np.zeros_like(grid), n_fft=512)
-    itd = itd_from_steering(steering)
+    itd = gcc_itd_table(steering)
     rng = np.random.default_rng(0)
     s = speech_like(2.0, rng)
     room = np.array([8.0, 6.0, 3.0])
