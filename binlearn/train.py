@@ -48,7 +48,7 @@ class TrainConfig:
     warmup_frac: float = 0.05
     grad_clip: float = 5.0
     segment_s: float = 1.0         # random training crop; validation uses whole clips
-    patience: int = 8              # epochs without validation improvement before stopping
+    patience: int = 8              # epochs (of at least 25 steps) without validation improvement before stopping
     seed: int = 0
     snr_range: tuple[float, float] = (-10.0, 20.0)
     # pretraining
@@ -238,6 +238,7 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
     for epoch in range(start_epoch, epochs):
         perm = torch.randperm(len(train), generator=gen)
         running, n_batches = 0.0, 0
+        step_at_epoch_start = step
         for b in range(steps_per_epoch):
             if step >= total:
                 break
@@ -263,6 +264,7 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
             running += float(loss.detach())
             n_batches += 1
             bar.update(step, unit="steps", loss=running / n_batches, epoch=epoch + 1)
+        steps_this_epoch = step - step_at_epoch_start
         val_loss, extras = evaluate_val() if rank == 0 else (0.0, {})
         if not math.isfinite(val_loss):
             kept = f"last good checkpoint kept at {out}" if out.is_file() else "no checkpoint was written yet"
@@ -276,7 +278,7 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
                 summary = _summary(history, best, step, total, "running", t0, model)
                 save_checkpoint(out, {**payload(model), "train_config": dataclasses.asdict(tcfg), "summary": summary})
             else:
-                bad_epochs += 1
+                bad_epochs += steps_this_epoch
             save_checkpoint(state_path, {**payload(model), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "generator": gen.get_state(),
                                          "torch_rng": torch.get_rng_state(), "step": step, "epoch": epoch + 1,
@@ -287,8 +289,10 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
             flag = torch.tensor([bad_epochs], device=dev)
             dist.broadcast(flag, 0)
             bad_epochs = int(flag.item())
-        if bad_epochs >= tcfg.patience:
-            stopped = f"early stop after {bad_epochs} epochs without validation improvement"
+        # Patience is in epochs, but an epoch counts as at least 25 steps: with a small label fraction an epoch
+        # is a handful of steps, and stopping after a few of them would hand that run a smaller budget.
+        if bad_epochs >= tcfg.patience * max(steps_per_epoch, 25):
+            stopped = f"early stop after {bad_epochs} steps without validation improvement"
             break
         if step >= total:
             break

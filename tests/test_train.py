@@ -237,3 +237,12 @@ def test_label_fraction_uses_fewer_clips(tiny_dataset):
     assert len(sub) == 4 and len(label_subset(clips, 0.25, seed=0)) == 4
     assert sub.ids == label_subset(clips, 0.25, seed=0).ids
     assert set(sub.ids) <= set(clips.ids)
+
+
+def test_early_stopping_gives_small_label_fractions_a_fair_budget(tiny_dataset, tmp_path):
+    """With 1-step epochs, patience 1 must still allow 25 steps without improvement before stopping."""
+    tcfg = TrainConfig(steps=60, batch_size=16, segment_s=0.5, lr=0.0, patience=1, label_fraction=0.25)
+    s = finetune(tiny_dataset, tmp_path / "f.pt", tcfg=tcfg, mcfg=TINY, device="cpu", progress=False, log=lambda m: None)
+    assert s["steps"] >= 26
+    if s["stopped"] != "completed":
+        assert "25 steps without validation improvement" in s["stopped"] or "steps without" in s["stopped"]
