@@ -235,10 +235,13 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
     t0 = time.perf_counter()
     model.train()
     stopped = "completed"
+    # Validate every epoch, but not more often than every 25 steps: with a small label fraction an epoch is a
+    # handful of steps and validating after each would cost more than training.
+    val_every = max(steps_per_epoch, 25)
+    last_val_step = step
     for epoch in range(start_epoch, epochs):
         perm = torch.randperm(len(train), generator=gen)
         running, n_batches = 0.0, 0
-        step_at_epoch_start = step
         for b in range(steps_per_epoch):
             if step >= total:
                 break
@@ -264,7 +267,9 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
             running += float(loss.detach())
             n_batches += 1
             bar.update(step, unit="steps", loss=running / n_batches, epoch=epoch + 1)
-        steps_this_epoch = step - step_at_epoch_start
+        if step - last_val_step < val_every and step < total:
+            continue
+        steps_this_epoch, last_val_step = step - last_val_step, step
         val_loss, extras = evaluate_val() if rank == 0 else (0.0, {})
         if not math.isfinite(val_loss):
             kept = f"last good checkpoint kept at {out}" if out.is_file() else "no checkpoint was written yet"
@@ -289,9 +294,9 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
             flag = torch.tensor([bad_epochs], device=dev)
             dist.broadcast(flag, 0)
             bad_epochs = int(flag.item())
-        # Patience is in epochs, but an epoch counts as at least 25 steps: with a small label fraction an epoch
-        # is a handful of steps, and stopping after a few of them would hand that run a smaller budget.
-        if bad_epochs >= tcfg.patience * max(steps_per_epoch, 25):
+        # Patience is in epochs, but an epoch counts as at least 25 steps, so that a small label fraction does
+        # not stop after a few steps and hand that run a smaller budget than the others.
+        if bad_epochs >= tcfg.patience * val_every:
             stopped = f"early stop after {bad_epochs} steps without validation improvement"
             break
         if step >= total:
