@@ -158,6 +158,9 @@ def main() -> None:
     md, js = summarise(results)
     header = (f"# binlearn reproduce ({'quick' if a.quick else 'full'}): seeds {list(p['seeds'])}, {p['clips']} clips "
               f"of {p['duration']} s, pretrain {p['pretrain_steps']} steps, finetune {p['finetune_steps']} steps\n\n")
+    if a.quick:
+        header += ("Quick mode checks that the pipeline runs; with a dozen test clips and a few dozen steps its numbers "
+                   "and verdicts are not evidence either way.\n\n")
     (out / "summary.md").write_text(header + md)
     (out / "summary.json").write_text(json.dumps({"params": p, **js}, indent=1))
     print(header + md)
