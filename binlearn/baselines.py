@@ -297,6 +297,15 @@ def _itd_to_az(tau, itd_table: np.ndarray, az: np.ndarray) -> np.ndarray:
     return np.interp(tau, tf, af)
 
 
+def _steered_inputs(x, az_grid, steering, mask, fs, band):
+    """Validated inputs shared by the steered methods: (grid, steering (K,2,F), STFT, frame mask, band bins)."""
+    x = _check_x(x)
+    az = _check_grid(az_grid)
+    H = _check_steering(steering, az.size)
+    X = stft(x)
+    return az, H, X, _check_mask(mask, X.shape[1]), _band_bins(fs, band)
+
+
 # --------------------------------------------------------------------------- GCC-PHAT
 def _phat_cross(X: np.ndarray, bins: np.ndarray) -> np.ndarray:
     C = X[0][:, bins] * np.conj(X[1][:, bins])  # (n_frames, Fb)
@@ -394,14 +403,9 @@ def srp_phat_doa(
     (interpolated as well), NaN outside ``mask``.  ``spectrum`` is ``P_k``
     normalised to the number of active frames and bins (range [-1, 1]).
     """
-    x = _check_x(x)
-    az = _check_grid(az_grid)
-    H = _check_steering(steering, az.size)
-    X = stft(x)
+    az, H, X, m, bins = _steered_inputs(x, az_grid, steering, mask, fs, band)
     nf = X.shape[1]
-    m = _check_mask(mask, nf)
     act = _active(X, m, floor_db)
-    bins = _band_bins(fs, band)
     C = _phat_cross(X, bins)  # (nf, Fb)
     Gk = H[:, 0, bins] * np.conj(H[:, 1, bins])
     Gk = Gk / (np.abs(Gk) + _EPS)  # (K, Fb)
@@ -470,13 +474,8 @@ def music_doa(
     """
     if n_sources != 1:
         raise ValueError("music_doa with 2 ears supports n_sources=1 only")
-    x = _check_x(x)
-    az = _check_grid(az_grid)
-    H = _check_steering(steering, az.size)
-    X = stft(x)
+    az, H, X, m, bins = _steered_inputs(x, az_grid, steering, mask, fs, band)
     nf = X.shape[1]
-    m = _check_mask(mask, nf)
-    bins = _band_bins(fs, band)
     Xb = X[:, :, bins] * m[None, :, None]  # zero the excluded frames
     A = H[:, :, bins]
     A = A / (np.linalg.norm(A, axis=1, keepdims=True) + _EPS)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .audio import read_audio
+from .signals import mix_at_snr_torch as mix_at_snr  # binaural SNR per item, inf = no noise
 
 PATH_COLUMNS = ("clip_id", "split", "clean_path", "reverb_path", "noise_path")
 
@@ -102,18 +103,6 @@ def label_subset(clips: Clips, fraction: float, seed: int) -> Clips:
     g = torch.Generator().manual_seed(int(seed) + 7919)
     idx = torch.randperm(len(clips), generator=g)[:k].sort().values
     return clips.subset(idx)
-
-
-def mix_at_snr(speech: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-    """Add ``noise`` to ``speech`` at a binaural SNR per item (energy summed over both ears).
-
-    speech, noise: (batch, 2, time); snr_db: (batch,), ``inf`` means no noise. Returns (batch, 2, time).
-    """
-    es = speech.pow(2).sum(dim=(1, 2))
-    en = noise.pow(2).sum(dim=(1, 2)).clamp_min(1e-12)
-    g = torch.sqrt(es / en * torch.pow(10.0, -snr_db / 10))
-    g = torch.where(torch.isfinite(snr_db), g, torch.zeros_like(g))
-    return speech + g[:, None, None] * noise
 
 
 def augment(reverb: torch.Tensor, noise: torch.Tensor, snr_range: tuple[float, float],

@@ -21,10 +21,10 @@ import torch
 
 from .audio import atomic_write_text
 from .baselines import METHODS, gcc_itd_table, localise
-from .data import Clips, load_split, mix_at_snr
+from .data import load_split, mix_at_snr
 from .features import FeatureConfig, active_frames, input_features
 from .hrtf import HRTF, load_hrtf
-from .model import azimuth_grid, frames_to_azimuth, pool_utterance
+from .model import frames_to_azimuth, pool_utterance
 from .progress import Progress
 from .train import load_doa_model, resolve_device
 

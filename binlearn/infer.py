@@ -17,7 +17,7 @@ import torch
 
 from .audio import AudioError, audio_info, iter_audio_blocks
 from .features import FeatureConfig, input_features
-from .model import DoAModel, ModelConfig, confidence, frames_to_azimuth
+from .model import confidence, frames_to_azimuth
 from .train import load_doa_model, resolve_device
 
 BLOCK_S = 30.0
@@ -45,11 +45,10 @@ class DoAResult:
     error: str | None = None
 
     def to_json(self, with_frames: bool = False) -> dict:
+        if self.error:
+            return {"file": self.file, "azimuth": None, "confidence": 0.0, "error": self.error}
         d = {"file": self.file, "azimuth": None if self.azimuth is None else round(self.azimuth, 2),
              "confidence": round(self.confidence, 4)}
-        if self.error:
-            d = {"file": self.file, "azimuth": None, "confidence": 0.0, "error": self.error}
-            return d
         if self.azimuth is None:
             d["talker"] = False
         d["duration_s"] = round(self.duration_s, 3)
@@ -64,7 +63,7 @@ class Localiser:
 
     def __init__(self, model_path: str | Path | None = None, device: str = "cpu"):
         path = Path(model_path) if model_path else default_model_path()
-        self.model, self.fcfg, self.mcfg, ck = load_doa_model(path)
+        self.model, self.fcfg, self.mcfg, _ = load_doa_model(path)
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.path = path

@@ -23,7 +23,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,7 +31,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from .audio import atomic_write_text, write_wav
-from .hrtf import HRTF, SphericalHead, load_hrtf, sample_listener
+from .hrtf import HRTF, load_hrtf, sample_listener
 from .room import binaural_rir, direct_rir, sample_geometry
 from .signals import NOISE_KINDS, diffuse_noise, list_speech_files, load_speech, point_interferer, speech_like
 

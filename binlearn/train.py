@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from .checkpoint import CheckpointError, config_from_dict, load_checkpoint, save_checkpoint
 from .data import Clips, augment, label_subset, load_split, random_crop
 from .features import FeatureConfig, active_frames, input_features, parse_kinds, target_dim, target_features
-from .model import DistillModel, DoAModel, ModelConfig, count_parameters, frames_to_azimuth, soft_labels
+from .model import (DistillModel, DoAModel, ModelConfig, azimuth_grid, count_parameters, frames_to_azimuth,
+                    soft_labels)
 from .progress import Progress
 
 FS = 16000
@@ -402,7 +403,7 @@ def finetune(data_dir: str | Path, out: str | Path, *, init: str | Path | None =
 
     def payload(m):
         return {"kind": "doa", "model_config": dataclasses.asdict(mcfg), "feature_config": dataclasses.asdict(fcfg),
-                "azimuth_grid": [float(a) for a in torch.arange(mcfg.n_classes) * mcfg.az_step + mcfg.az_min],
+                "azimuth_grid": azimuth_grid(mcfg).tolist(),
                 "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
 
     return fit(DoATask(fcfg, mcfg, tcfg.inactive_weight), model, train, val, tcfg, out, payload, device=device, resume=resume,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from binlearn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from binlearn.cli import app
 from binlearn.data import load_split
-from binlearn.features import FeatureConfig, input_features, parse_kinds, target_dim
+from binlearn.features import FeatureConfig, parse_kinds, target_dim
 from binlearn.model import DistillModel, DoAModel, ModelConfig
 from binlearn.train import DistillTask, DoATask, TrainConfig, TrainingError, finetune, pretrain
 
