@@ -2,7 +2,8 @@
 
     python benchmarks/bench_simulate.py [--repeats 5]
 
-RIR section: ms per binaural RIR (``binaural_rir`` with a ``SphericalHead``) in a 6x4x3 m
+RIR section: ms per binaural RIR (``binaural_rir`` with a simulated listener: a
+``SphericalHead`` with spectral perturbation, as ``binlearn simulate`` uses) in a 6x4x3 m
 room at RT60 0.3/0.6/0.9 s with the default max order, both with the stochastic late tail
 (the default) and as a plain full image-source model (``late_tail=False``, every image of
 order <= N rendered binaurally). If pyroomacoustics is importable, its time for the same
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from binlearn.hrtf import SphericalHead
+from binlearn.hrtf import sample_listener
 from binlearn.room import absorption_from_rt60, binaural_rir, max_order_for
 
 ROOM = (6.0, 4.0, 3.0)
@@ -26,18 +27,24 @@ SOURCE = np.array([2.0, 1.3, 1.5])
 FS = 16000
 
 
-def _best_ms(fn, repeats: int) -> float:
-    """Best-of-``repeats`` wall time of fn() in ms (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _best_ms(fns: dict, repeats: int) -> dict:
+    """Best-of-``repeats`` wall time in ms of each fn() (after one warm-up call each).
+
+    The functions take turns within each repetition, so a change in machine load hits all of
+    them alike (their ratio is what the target is about).
+    """
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * min(times)
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1000 * min(v) for k, v in times.items()}
 
 
-def _pra_ms(order: int, alpha: float, repeats: int) -> float | None:
+def _pra_run(order: int, alpha: float):
     try:
         import pyroomacoustics as pra
     except ImportError:
@@ -51,43 +58,50 @@ def _pra_ms(order: int, alpha: float, repeats: int) -> float | None:
         room.compute_rir()
         return room.rir
 
-    return _best_ms(run, repeats)
+    return run
 
 
-def bench_rir(repeats: int = 5, rt60s=(0.3, 0.6, 0.9)) -> list[dict]:
+def bench_rir(repeats: int = 30, rt60s=(0.3, 0.6, 0.9)) -> list[dict]:
     """Time binaural RIRs (with and without tail) and pyroomacoustics at equal order."""
-    head = SphericalHead()
+    head = sample_listener(np.random.default_rng(0))  # a simulated listener (with spectral perturbation)
     rows = []
-    print(f"Binaural RIR, room {ROOM[0]:g}x{ROOM[1]:g}x{ROOM[2]:g} m, SphericalHead, best of {repeats}")
-    print(f"{'RT60':>5} {'order':>5} {'images':>7} {'tail':>6} {'binlearn':>9} {'ISM-only':>9}"
-          f" {'pra':>9} {'ratio':>6} {'ratio ISM':>9}")
+    print(f"Binaural RIR, room {ROOM[0]:g}x{ROOM[1]:g}x{ROOM[2]:g} m, simulated listener, best of {repeats}")
+    print(f"{'RT60':>5} {'order':>5} {'images':>7} {'length':>7} {'binlearn':>9} {'ISM-only':>9}"
+          f" {'pra':>9} {'pra len':>7} {'ratio':>6} {'ratio ISM':>9}")
     for rt60 in rt60s:
         order = max_order_for(ROOM, rt60)
         alpha = absorption_from_rt60(ROOM, rt60)
-        _, info = binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head, rng=np.random.default_rng(0))
+        rir, info = binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head, rng=np.random.default_rng(0))
         _, info_full = binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head, rng=np.random.default_rng(0),
                                     late_tail=False)
-        ms = _best_ms(lambda: binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head,
-                                           rng=np.random.default_rng(0)), repeats)
-        ms_full = _best_ms(lambda: binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head,
-                                                rng=np.random.default_rng(0), late_tail=False), repeats)
-        pra_ms = _pra_ms(order, alpha, repeats)
-        row = {"rt60": rt60, "order": order, "n_images": info["n_images"], "n_tail": info["n_tail"],
-               "n_images_full": info_full["n_images"], "ms": ms, "ms_ism_only": ms_full, "pra_ms": pra_ms}
+        fns = {
+            "tail": lambda: binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head, rng=np.random.default_rng(0)),
+            "ism": lambda: binaural_rir(ROOM, SOURCE, HEAD_POS, 0.0, rt60, head, rng=np.random.default_rng(0),
+                                        late_tail=False),
+        }
+        pra_run = _pra_run(order, alpha)
+        if pra_run is not None:
+            fns["pra"] = pra_run
+        ms = _best_ms(fns, repeats)
+        pra_ms = ms.get("pra")
+        pra_len = len(pra_run()[0][0]) if pra_run is not None else 0
+        row = {"rt60": rt60, "order": order, "n_images": info["n_images"], "length": rir.shape[1],
+               "n_images_full": info_full["n_images"], "ms": ms["tail"], "ms_ism_only": ms["ism"],
+               "pra_ms": pra_ms, "pra_length": pra_len}
         rows.append(row)
-        pra_s = f"{pra_ms:8.1f}ms" if pra_ms is not None else f"{'n/a':>9}"
-        ratio = f"{ms / pra_ms:6.2f}" if pra_ms else f"{'':>6}"
-        ratio_full = f"{ms_full / pra_ms:9.2f}" if pra_ms else ""
-        print(f"{rt60:5.1f} {order:5d} {info['n_images']:7d} {info['n_tail']:6d} {ms:7.1f}ms {ms_full:7.1f}ms"
-              f" {pra_s} {ratio} {ratio_full}")
-    print("images: ISM arrivals before the crossover (tail mode); ISM-only renders all "
-          f"{rows[-1]['n_images_full']} images of order <= {rows[-1]['order']} at the last RT60.")
-    print("pra renders every image of order <= N (same N): 'ratio ISM' is the like-for-like comparison; "
-          "'ratio' times binlearn's default (early images + stochastic tail) against the same pra run.")
+        pra_s = f"{pra_ms:7.2f}ms {pra_len:7d}" if pra_ms is not None else f"{'n/a':>9} {'':>7}"
+        ratio = f"{ms['tail'] / pra_ms:6.2f} {ms['ism'] / pra_ms:9.2f}" if pra_ms else ""
+        print(f"{rt60:5.1f} {order:5d} {info['n_images']:7d} {rir.shape[1]:7d} {ms['tail']:7.2f}ms "
+              f"{ms['ism']:7.2f}ms {pra_s} {ratio}")
+    print("binlearn: two ears, early images up to the crossover + stochastic tail, 'length' samples "
+          "(1.2 RT60); ISM-only: all images of order <= N, two ears, same length (for the last row: "
+          f"{rows[-1]['n_images_full']} images of order <= {rows[-1]['order']}).")
+    print("pra: one microphone, every image of order <= N (same N), RIR as long as its farthest image "
+          "('pra len'); ratio = binlearn / pra (< 1: binlearn faster).")
     return rows
 
 
-def bench_dataset(clips: int = 60, workers: int = 2, duration_s: float = 2.0) -> dict:
+def bench_dataset(clips: int = 200, workers: int = 2, duration_s: float = 2.0) -> dict:
     """Render a default dataset (RT60 0-1 s, diffuse noise + interferers) and report times real time."""
     import tempfile
 
@@ -107,8 +121,8 @@ def bench_dataset(clips: int = 60, workers: int = 2, duration_s: float = 2.0) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (best is reported)")
-    parser.add_argument("--clips", type=int, default=60, help="clips for the dataset rendering benchmark")
+    parser.add_argument("--repeats", type=int, default=30, help="timed repetitions (best is reported)")
+    parser.add_argument("--clips", type=int, default=200, help="clips for the dataset rendering benchmark")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-rir", action="store_true")
     args = parser.parse_args(argv)

@@ -15,10 +15,11 @@ Every HRTF answers three questions:
 from __future__ import annotations
 
 import os
+import weakref
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal, sparse
+from scipy import ndimage, signal, sparse
 
 __all__ = [
     "HRTFError",
@@ -26,6 +27,10 @@ __all__ = [
     "SphericalHead",
     "SofaHRTF",
     "sample_listener",
+    "fibonacci_directions",
+    "diffuse_spectra",
+    "diffuse_cholesky",
+    "diffuse_mix",
     "load_hrtf",
     "write_sofa",
 ]
@@ -83,7 +88,7 @@ def unit_vectors(az_deg, el_deg) -> np.ndarray:
 
 
 def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int, length: int,
-             interp: str = "sinc", chunk: int = 1024) -> np.ndarray:
+             interp: str = "sinc", chunk: int | None = None) -> np.ndarray:
     """Place band-limited impulses at fractional sample positions.
 
     rows (m,) int row index, pos (m,) float position in samples, weights (k, m): k weight
@@ -94,14 +99,16 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
     """
     k = weights.shape[0]
     if interp == "nearest":
-        idx = np.rint(pos)
+        idx = np.rint(pos).astype(np.intp)
         ok = (idx >= 0) & (idx < length)
-        flat = rows[ok].astype(np.intp) * length + idx[ok].astype(np.intp)
-        size = n_rows * length
-        # one bincount for all k weight sets (k offset copies of the indices): no stacking copy
-        flat_k = (flat[None, :] + (np.arange(k) * size)[:, None]).ravel()
-        out = np.bincount(flat_k, weights=weights[:, ok].ravel(), minlength=k * size)
-        return out.reshape(k, n_rows, length)
+        if not ok.all():
+            idx, rows, weights = idx[ok], rows[ok], weights[:, ok]
+        idx += rows * length  # flat index into (n_rows * length)
+        out = np.zeros((k, n_rows, length))
+        flat_out = out.reshape(k, n_rows * length)
+        for j in range(k):  # unbuffered add: no index or weight copies (RIR-sized temporaries)
+            np.add.at(flat_out[j], idx, weights[j])
+        return out
     if interp != "sinc":
         raise HRTFError(f"interp must be 'sinc' or 'nearest', got {interp!r}")
     pad = 2 * _SINC_HALF  # guard band: every kept kernel lies fully inside the padded row
@@ -117,6 +124,13 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
     n_taps = _SINC_OFFSETS.size
     phase = np.rint((pos - base) * _SINC_PHASES).astype(np.intp)
     first = base.astype(np.intp) + (pad + _SINC_OFFSETS[0])  # sample of each kernel's first tap
+    if pos.size <= 64:  # a few arrivals (a direct path): building a sparse matrix costs more
+        flat = ((rows * width + first)[:, None] + np.arange(n_taps)).ravel()
+        ker = _SINC_TABLE[phase]
+        out_flat = out.reshape(k, n_rows * width)
+        for j in range(k):
+            np.add.at(out_flat[j], flat, (ker * weights[j][:, None]).ravel())
+        return out[:, :, pad:pad + length]
     lo = int(first.min())
     n_samp = int(first.max()) - lo + n_taps  # the arrivals' span: work is bounded by it, not by length
     span = n_samp * n_rows
@@ -128,8 +142,9 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
     # The kernels form a sparse (span, m) matrix, one 32-tap column per arrival; its product
     # with the (m, k) weights does the scatter for all k weight sets in a single pass, with
     # no (m, 32) weighted copies (several times faster than k bincounts).
-    # Chunks keep the (chunk * 32) temporaries cache-sized (measured ~2x faster than one big
-    # chunk at 5-10k arrivals: large fresh arrays cost page faults); arrivals stay vectorised.
+    # Chunks keep the (chunk * 32) temporaries cache-sized; each chunk also returns a zeroed
+    # (span, k) product, so long spans get larger chunks. Arrivals stay vectorised.
+    chunk = chunk if chunk is not None else max(1024, span // 8)
     for s in range(0, pos.size, chunk):
         sl = slice(s, s + chunk)
         m = phase[sl].size
@@ -138,6 +153,21 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
         acc += ker @ np.ascontiguousarray(weights[:, sl].T)
     out[:, :, lo:lo + n_samp] = acc.reshape(n_samp, n_rows, k).transpose(2, 1, 0)
     return out[:, :, pad:pad + length]
+
+
+def _fir_same(y: np.ndarray, firs: np.ndarray, which: np.ndarray, out: np.ndarray, offset: int) -> None:
+    """out[r] = (row r of y convolved with the odd-length zero-phase FIR firs[which[r]])
+    [offset:offset + out.shape[1]], 'same' alignment (output n centred on input n).
+
+    Direct convolution: a 33-tap kernel costs a third of an FFT convolution on RIR lengths.
+    """
+    sl = slice(offset, offset + out.shape[1])
+    for e in np.unique(which):
+        sel = np.flatnonzero(which == e)
+        if sel.size == 1 and y.shape[1] >= firs.shape[1]:
+            out[sel[0]] = np.convolve(y[sel[0]], firs[e], mode="same")[sl]
+        else:
+            out[sel] = ndimage.convolve1d(y[sel], firs[e], axis=-1, mode="constant")[:, sl]
 
 
 class HRTF:
@@ -168,6 +198,20 @@ class HRTF:
         interp "sinc" (default): exact fractional delays (32-tap windowed sinc);
         "nearest": arrivals snapped to the nearest sample, for cheap statistical tails.
         """
+        length = _check_positive_int(length, "length")
+        if interp not in ("sinc", "nearest"):
+            raise HRTFError(f"interp must be 'sinc' or 'nearest', got {interp!r}")
+        az, el, d, g = _arrivals(az_deg, el_deg, delay_s, gain)
+        return self.render_vectors(unit_vectors(az, el), d, g, length, interp=interp)
+
+    def render_vectors(self, u: np.ndarray, delay_s: np.ndarray, gain: np.ndarray, length: int, *,
+                       interp: str = "sinc") -> np.ndarray:
+        """``render`` for directions given as (n, 3) unit vectors in the head frame (x ahead,
+        y left, z up) with (n,) float64 delays and gains; no validation.
+
+        The fast path for room rendering: image-source directions come as vectors, and
+        going through azimuth/elevation would cost four trigonometric calls per arrival.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -178,6 +222,9 @@ def _check_positive_int(value, what: str) -> int:
     if int(value) != value or int(value) <= 0:
         raise HRTFError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
+
+
+_EARS = np.array([0, 1])  # row index of each ear: 0 = left, 1 = right
 
 
 def _arrivals(az_deg, el_deg, delay_s, gain) -> tuple[np.ndarray, ...]:
@@ -248,16 +295,22 @@ class SphericalHead(HRTF):
         self._lp = np.array([b, b]) / (k + b)
         self._hp = np.array([k, -k]) / (k + b)
         self._perturb_fir = self._make_perturbation()  # (2, 33) or None
+        # samples for the shadow filter's impulse response (pole p) to fall below 1e-18
+        pole = abs(self._den[1])
+        self._ring = int(np.ceil(np.log(1e-18) / np.log(pole))) if pole > 1e-18 else 1
 
     # ----------------------------------------------------------------- geometry
-    def _ear_params(self, az: np.ndarray, el: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-ear delay (s) and shadow alpha for directions: both (n, 2)."""
-        cosang = np.clip(unit_vectors(az, el) @ self._ear_axes.T, -1.0, 1.0)  # (n, 2)
+    def _ear_params(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-ear delay (s) and shadow alpha for (n, 3) unit direction vectors: both (n, 2)."""
+        cosang = np.clip(u @ self._ear_axes.T, -1.0, 1.0)  # (n, 2)
         theta = np.arccos(cosang)
         a_c = self.radius / self.c
-        tau = np.where(theta < np.pi / 2, -a_c * cosang, a_c * (theta - np.pi / 2))
+        tau = np.where(cosang > 0, -a_c * cosang, a_c * (theta - np.pi / 2))
         amin = self.ALPHA_MIN
-        alpha = (1 + amin / 2) + (1 - amin / 2) * np.cos(theta / np.deg2rad(self.THETA_MIN_DEG) * np.pi)
+        # float32 cosine: ~15x faster than float64 here (it runs per arrival of every RIR), and
+        # alpha to 1e-7 is far finer than the model is accurate.
+        shade = np.cos((theta * (np.pi / np.deg2rad(self.THETA_MIN_DEG))).astype(np.float32))
+        alpha = (1 + amin / 2) + (1 - amin / 2) * shade.astype(np.float64)
         return tau, alpha
 
     def woodworth_itd(self, az_deg, el_deg=0.0) -> np.ndarray:
@@ -303,7 +356,7 @@ class SphericalHead(HRTF):
     def transfer(self, az_deg, el_deg, n_fft: int) -> np.ndarray:
         n_fft = _check_positive_int(n_fft, "n_fft")
         az, el = _directions(az_deg, el_deg)
-        tau, alpha = self._ear_params(az, el)
+        tau, alpha = self._ear_params(unit_vectors(az, el))
         z1 = np.exp(-1j * 2 * np.pi * np.fft.rfftfreq(n_fft))  # z^-1 on the unit circle
         den = self._den[0] + self._den[1] * z1
         lp = (self._lp[0] + self._lp[1] * z1) / den
@@ -320,20 +373,34 @@ class SphericalHead(HRTF):
         A pre-roll buffer keeps the non-causal part of the sinc / zero-phase kernels exact.
         """
         pre = post = _SINC_HALF + self._PERTURB_HALF + 4
+        out = np.zeros((n_rows, length))
+        if pos.size == 0:
+            return out
+        # Only the stretch holding arrivals is filtered (early reflections span a fraction of
+        # a RIR): beyond it the output is the shadow filter's free decay, which has fallen
+        # below 1e-18 of the last arrival after ``_ring`` samples (far under float64 rounding).
+        end = min(pre + length + post, int(np.ceil(pos.max())) + pre + _SINC_HALF + self._ring
+                  + self._PERTURB_HALF + 2)
+        if end <= 0:
+            return out
         # LP + alpha HP = 1 + (alpha - 1) HP exactly (bilinear LP + HP = 1): one IIR pass
-        trains = _scatter(rows, pos + pre, np.stack([weight, weight * (alpha - 1.0)]), n_rows,
-                          pre + length + post, interp)
-        y = trains[0] + signal.lfilter(self._hp, self._den, trains[1], axis=-1)
-        if self._perturb_fir is not None:
-            # zero-phase FIR: 'same' convolution of an odd symmetric kernel keeps the alignment
-            y = signal.fftconvolve(y, self._perturb_fir[ears], mode="same", axes=-1)
-        return y[:, pre:pre + length]
+        trains = _scatter(rows, pos + pre, np.stack([weight, weight * (alpha - 1.0)]), n_rows, end, interp)
+        y = signal.lfilter(self._hp, self._den, trains[1], axis=-1)
+        y += trains[0]  # in place: RIR-length temporaries cost page faults
+        n = min(length, end - pre)
+        if n <= 0:
+            return out
+        if self._perturb_fir is None:
+            out[:, :n] = y[:, pre:pre + n]
+        else:
+            _fir_same(y, self._perturb_fir, ears, out[:, :n], pre)
+        return out
 
     def hrir(self, az_deg, el_deg, n_taps: int = 256) -> np.ndarray:
         """(n, 2, n_taps) float64 HRIRs; head-centre arrival at ``bulk_delay`` = 48 samples."""
         n_taps = _check_positive_int(n_taps, "n_taps")
         az, el = _directions(az_deg, el_deg)
-        tau, alpha = self._ear_params(az, el)
+        tau, alpha = self._ear_params(unit_vectors(az, el))
         n = az.size
         rows = np.arange(2 * n)
         pos = self.bulk_delay + tau.ravel() * self.fs
@@ -341,20 +408,12 @@ class SphericalHead(HRTF):
         out = self._synth(rows, pos, np.ones(2 * n), alpha.ravel(), ears, 2 * n, n_taps)
         return out.reshape(n, 2, n_taps)
 
-    def render(self, az_deg, el_deg, delay_s, gain, length: int, *, interp: str = "sinc") -> np.ndarray:
-        """(2, length) float64 sum of n arrivals (arrays (n,)); vectorised over arrivals.
-
-        interp: "sinc" (exact fractional delays) or "nearest" (see ``HRTF.render``).
-        """
-        length = _check_positive_int(length, "length")
-        az, el, d, g = _arrivals(az_deg, el_deg, delay_s, gain)
-        if az.size == 0:
-            return np.zeros((2, length))
-        tau, alpha = self._ear_params(az, el)  # (n, 2)
-        pos = (d[:, None] + tau) * self.fs
-        rows = np.broadcast_to(np.array([0, 1]), pos.shape).ravel()
-        weight = np.repeat(g, 2)
-        return self._synth(rows, pos.ravel(), weight, alpha.ravel(), np.array([0, 1]), 2, length, interp)
+    def render_vectors(self, u, delay_s, gain, length: int, *, interp: str = "sinc") -> np.ndarray:
+        """(2, length) float64 sum of n arrivals; vectorised over arrivals (see ``HRTF``)."""
+        tau, alpha = self._ear_params(u)  # (n, 2)
+        pos = (delay_s[:, None] + tau) * self.fs
+        rows = np.broadcast_to(_EARS, pos.shape).ravel()
+        return self._synth(rows, pos.ravel(), np.repeat(gain, 2), alpha.ravel(), _EARS, 2, length, interp)
 
 
 def sample_listener(rng: np.random.Generator) -> SphericalHead:
@@ -365,6 +424,72 @@ def sample_listener(rng: np.random.Generator) -> SphericalHead:
     ear_el = rng.uniform(-5.0, 5.0)
     seed = int(rng.integers(0, 2**31 - 1))
     return SphericalHead(radius=radius, ear_az_deg=ear_az, ear_el_deg=ear_el, perturb_db=1.5, seed=seed)
+
+
+# ===================================================================== diffuse field
+def fibonacci_directions(n: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(az_deg, el_deg) of n near-uniform directions on the sphere (Fibonacci lattice),
+    randomly rotated when ``rng`` is given."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    v = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    if rng is not None:
+        q, rr = np.linalg.qr(rng.standard_normal((3, 3)))
+        q *= np.sign(np.diag(rr))  # Haar-uniform rotation (may be a reflection: fine for a point set)
+        v = v @ q.T
+    az = np.degrees(np.arctan2(v[:, 1], v[:, 0]))
+    el = np.degrees(np.arcsin(np.clip(v[:, 2], -1.0, 1.0)))
+    return az, el
+
+
+_DIFFUSE_SPECTRA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def diffuse_spectra(hrtf: HRTF, n_dirs: int = 256, n_fft_model: int = 1024) -> tuple[np.ndarray, ...]:
+    """Diffuse-field auto and cross spectra (c11, c22, c21), each (n_fft_model // 2 + 1,): the
+    mean of H_d H_d^H over ``n_dirs`` Fibonacci-lattice directions (left = 1, right = 2).
+
+    A function of the listener alone, so it is computed once per HRTF object and kept while
+    the object lives (a weak-key cache: a listener used for many clips pays once).
+    """
+    per_hrtf = _DIFFUSE_SPECTRA.setdefault(hrtf, {})
+    key = (int(n_dirs), int(n_fft_model))
+    if key not in per_hrtf:
+        # one fixed rotation, so the result depends on the listener only
+        az, el = fibonacci_directions(key[0], np.random.default_rng(key[0]))
+        h = np.asarray(hrtf.hrir(az, el), dtype=np.float64)                 # (D, 2, taps)
+        H = np.fft.rfft(h, n=max(key[1], 2 * h.shape[-1]), axis=-1)        # (D, 2, F0)
+        per_hrtf[key] = (np.mean(np.abs(H[:, 0]) ** 2, axis=0), np.mean(np.abs(H[:, 1]) ** 2, axis=0),
+                         np.mean(H[:, 1] * np.conj(H[:, 0]), axis=0))
+    return per_hrtf[key]
+
+
+def diffuse_cholesky(hrtf: HRTF, n_bins: int, n_dirs: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Factors (l11, l21, l22), each (n_bins,), of the lower-triangular L(f) = [[l11, 0], [l21, l22]]
+    with L L^H = mean_d H_d(f) H_d(f)^H, on the rfft grid of a signal with n_bins bins:
+    independent white noises z1, z2 -> (l11 z1, l21 z1 + l22 z2) is noise with the two-ear
+    cross-spectrum of a diffuse field around this listener (see ``diffuse_mix``).
+
+    The 2x2 cross-spectral matrix of many independent sources removes each HRIR's bulk delay,
+    so it is smooth in frequency: it comes on a 1024-point grid and is interpolated.
+    """
+    c11, c22, c21 = diffuse_spectra(hrtf, n_dirs)
+    f0 = np.linspace(0.0, 1.0, c11.size)
+    f = np.linspace(0.0, 1.0, int(n_bins))
+    c11, c22 = np.interp(f, f0, c11), np.interp(f, f0, c22)
+    c21 = np.interp(f, f0, c21.real) + 1j * np.interp(f, f0, c21.imag)
+    l11 = np.sqrt(np.maximum(c11, 1e-20))
+    l21 = c21 / l11
+    l22 = np.sqrt(np.maximum(c22 - np.abs(l21) ** 2, 0.0))
+    return l11, l21, l22
+
+
+def diffuse_mix(factors: tuple[np.ndarray, np.ndarray, np.ndarray], z: np.ndarray) -> np.ndarray:
+    """(2, F) spectra L z for independent noise spectra z (2, F) and ``diffuse_cholesky`` factors."""
+    l11, l21, l22 = factors
+    return np.stack([l11 * z[0], l21 * z[0] + l22 * z[1]])
 
 
 # ===================================================================== SOFA
@@ -470,6 +595,10 @@ class SofaHRTF(HRTF):
         az, el = _directions(az_deg, el_deg)
         return self._tree.query(unit_vectors(az, el))[1]
 
+    def _nearest_vectors(self, u: np.ndarray) -> np.ndarray:
+        # nearest chord = nearest great-circle distance (for unit vectors)
+        return self._tree.query(u)[1]
+
     def transfer(self, az_deg, el_deg, n_fft: int) -> np.ndarray:
         n_fft = _check_positive_int(n_fft, "n_fft")
         idx = self.nearest(az_deg, el_deg)
@@ -493,14 +622,13 @@ class SofaHRTF(HRTF):
         spec = np.fft.rfft(self.ir[idx], size, axis=-1) * np.exp(1j * w * (self.ref_delay - self.bulk_delay))
         return np.fft.irfft(spec, size, axis=-1)[..., :n_taps]
 
-    def render(self, az_deg, el_deg, delay_s, gain, length: int, *, interp: str = "sinc",
-               block: int = 32) -> np.ndarray:
+    def render_vectors(self, u, delay_s, gain, length: int, *, interp: str = "sinc",
+                       block: int = 32) -> np.ndarray:
         """(2, length): arrivals grouped by nearest direction; one FFT per used direction."""
-        length = _check_positive_int(length, "length")
-        az, el, d, g = _arrivals(az_deg, el_deg, delay_s, gain)
-        if az.size == 0:
+        d, g = delay_s, gain
+        if d.size == 0:
             return np.zeros((2, length))
-        used, group = np.unique(self.nearest(az, el), return_inverse=True)
+        used, group = np.unique(self._nearest_vectors(u), return_inverse=True)
         n_ir = self.ir.shape[-1]
         pre = _SINC_HALF + 1
         # IR sample k plays (k - ref_delay) samples after the head-centre arrival.

@@ -11,9 +11,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy.signal import oaconvolve
 
 from .audio import read_audio
+from .hrtf import diffuse_cholesky, diffuse_mix, fibonacci_directions
 
 __all__ = [
     "SignalError",
@@ -396,53 +398,15 @@ def _check_sources(speech_sources):
     return sources
 
 
-def _fibonacci_directions(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """(az_deg, el_deg) of n near-uniform directions on the sphere, randomly rotated."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * i / n
-    r = np.sqrt(1.0 - z * z)
-    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
-    v = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
-    q, rr = np.linalg.qr(rng.standard_normal((3, 3)))
-    q *= np.sign(np.diag(rr))  # Haar-uniform rotation (may be a reflection: fine for a point set)
-    v = v @ q.T
-    az = np.degrees(np.arctan2(v[:, 1], v[:, 0]))
-    el = np.degrees(np.arcsin(np.clip(v[:, 2], -1.0, 1.0)))
-    return az, el
-
-
-def _diffuse_cholesky(hrtf, az, el, n_bins: int, n_fft_model: int = 1024) -> np.ndarray:
-    """(n_bins, 2, 2) lower-triangular factor L(f) with L L^H = mean_d H_d(f) H_d(f)^H.
-
-    The 2x2 cross-spectral matrix of many independent sources removes each HRIR's bulk delay, so it is
-    smooth in frequency: compute it on a 1024-point grid and interpolate to the signal's resolution.
-    """
-    h = np.asarray(hrtf.hrir(az, el), dtype=np.float64)                 # (D, 2, taps)
-    H = np.fft.rfft(h, n=max(n_fft_model, 2 * h.shape[-1]), axis=-1)    # (D, 2, F0)
-    c11 = np.mean(np.abs(H[:, 0]) ** 2, axis=0)
-    c22 = np.mean(np.abs(H[:, 1]) ** 2, axis=0)
-    c21 = np.mean(H[:, 1] * np.conj(H[:, 0]), axis=0)
-    f0 = np.linspace(0.0, 1.0, c11.size)
-    f = np.linspace(0.0, 1.0, n_bins)
-    c11, c22 = np.interp(f, f0, c11), np.interp(f, f0, c22)
-    c21 = np.interp(f, f0, c21.real) + 1j * np.interp(f, f0, c21.imag)
-    l11 = np.sqrt(np.maximum(c11, 1e-20))
-    l21 = c21 / l11
-    l22 = np.sqrt(np.maximum(c22 - np.abs(l21) ** 2, 0.0))
-    L = np.zeros((n_bins, 2, 2), complex)
-    L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
-    return L
-
-
 def diffuse_noise(
-    hrtf, kind: str, n: int, rng: np.random.Generator, n_dirs: int = 64, fs: int = 16000, speech_sources=None
+    hrtf, kind: str, n: int, rng: np.random.Generator, n_dirs: int = 256, fs: int = 16000, speech_sources=None
 ) -> np.ndarray:
     """(2, n) spatially diffuse binaural noise with unit binaural RMS.
 
     white/pink: Gaussian noise whose 2x2 cross-spectrum equals that of ``n_dirs`` independent sources from
-    near-uniform directions over the sphere (Fibonacci lattice, random rotation) filtered by the HRTF --
+    near-uniform directions over the sphere (Fibonacci lattice) filtered by the HRTF --
     statistically the same as summing the filtered sources (a sum of independent Gaussians is Gaussian),
-    at the cost of one FFT instead of ``n_dirs`` convolutions.
+    at the cost of one FFT instead of ``n_dirs`` convolutions (the spectra are cached per listener).
     babble: not Gaussian, so 8-12 talkers are rendered from as many random directions through ``hrtf.hrir``.
     """
     _check_kind(kind)
@@ -454,24 +418,24 @@ def diffuse_noise(
     sources = _check_sources(speech_sources)
     if kind == "babble":
         k = int(rng.integers(8, 13))
-        az, el = _fibonacci_directions(k, rng)
+        az, el = fibonacci_directions(k, rng)
         h = np.asarray(hrtf.hrir(az, el), dtype=np.float64)  # (k, 2, taps)
         m = n + h.shape[-1] - 1
-        out = np.zeros((2, n))
-        for d in range(k):
-            out += oaconvolve(_talker(m, rng, fs, sources)[None, :], h[d], mode="valid", axes=-1)
+        talkers = np.stack([_talker(m, rng, fs, sources) for _ in range(k)])  # (k, m)
+        # sum_d talker_d * h_d in the frequency domain: one batched FFT instead of k convolutions
+        size = sp_fft.next_fast_len(m + h.shape[-1] - 1, real=True)
+        spec = np.einsum("kf,kef->ef", sp_fft.rfft(talkers, size, axis=-1), sp_fft.rfft(h, size, axis=-1))
+        out = sp_fft.irfft(spec, size, axis=-1)[:, h.shape[-1] - 1:m]  # the 'valid' part: n samples
         return out / binaural_rms(out)
-    az, el = _fibonacci_directions(int(n_dirs), rng)
     n_bins = n // 2 + 1
-    L = _diffuse_cholesky(hrtf, az, el, n_bins)
+    factors = diffuse_cholesky(hrtf, n_bins, int(n_dirs))
     z = rng.standard_normal((2, 2, n_bins))
     z = z[0] + 1j * z[1]                                                   # (2, F) circular Gaussian
     if kind == "pink":
         f = np.arange(n_bins, dtype=np.float64)
         z[:, 1:] /= np.sqrt(f[1:])
         z[:, 0] = 0.0
-    Y = np.einsum("fij,jf->if", L, z)
-    out = np.fft.irfft(Y, n=n, axis=-1)
+    out = np.fft.irfft(diffuse_mix(factors, z), n=n, axis=-1)
     return out / binaural_rms(out)
 
 

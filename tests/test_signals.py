@@ -6,6 +6,7 @@ import soundfile as sf
 from scipy.signal import coherence, welch
 
 from binlearn import signals as S
+from binlearn.hrtf import fibonacci_directions
 from binlearn.signals import SignalError
 
 FS = 16000
@@ -260,7 +261,7 @@ def test_diffuse_noise_options():
 
 
 def test_fibonacci_directions_uniform():
-    az, el = S._fibonacci_directions(2000, np.random.default_rng(0))
+    az, el = fibonacci_directions(2000, np.random.default_rng(0))
     z = np.sin(np.radians(el))
     # uniform on the sphere <=> z uniform in [-1, 1]
     assert abs(z.mean()) < 0.02 and np.var(z) == pytest.approx(1 / 3, abs=0.02)
