@@ -144,7 +144,7 @@ def _scatter(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray, n_rows: int
     # no (m, 32) weighted copies (several times faster than k bincounts).
     # Chunks keep the (chunk * 32) temporaries cache-sized; each chunk also returns a zeroed
     # (span, k) product, so long spans get larger chunks. Arrivals stay vectorised.
-    chunk = chunk if chunk is not None else max(1024, span // 8)
+    chunk = chunk if chunk is not None else max(4096, span // 8)
     for s in range(0, pos.size, chunk):
         sl = slice(s, s + chunk)
         m = phase[sl].size

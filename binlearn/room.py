@@ -121,6 +121,11 @@ def _first_missing_distance(dim, source, receiver, max_order: int) -> float:
     return float(np.sqrt(d[0][kx] ** 2 + d[1][ky] ** 2 + d[2][kz] ** 2).min())
 
 
+def _crossover_target(rt60: float) -> float:
+    """Intended ISM/tail crossover time (s): RT60 / 4, kept within 25-80 ms (early reflections)."""
+    return float(np.clip(rt60 / 4, _CROSSOVER_MIN_S, _CROSSOVER_MAX_S))
+
+
 def max_order_for(room_dim, rt60_s, cap: int = 20) -> int:
     """Image-source order for ``binaural_rir``: the ISM covers the early reflections, up to
     a crossover time t_x = clip(RT60 / 4, 25 ms, 80 ms); the stochastic tail does the rest.
@@ -134,7 +139,7 @@ def max_order_for(room_dim, rt60_s, cap: int = 20) -> int:
     rt60 = _rt60(rt60_s)
     if rt60 == 0:
         return 0
-    t_x = float(np.clip(rt60 / 4, _CROSSOVER_MIN_S, _CROSSOVER_MAX_S))
+    t_x = _crossover_target(rt60)
     reach = C_SOUND * t_x + float(np.linalg.norm(dim)) / 2
     n = int(np.ceil(reach * np.sqrt(np.sum(1.0 / dim**2))))
     return int(np.clip(n, 1, cap))
@@ -279,8 +284,9 @@ def binaural_rir(room_dim, source, head_pos, head_yaw_deg, rt60_s, hrtf: HRTF, *
     ``hrtf`` at their direction relative to the head (az = atan2(dy, dx) - yaw, el =
     asin(dz / r)), delay r / c, gain beta-product / (4 pi r). ``rt60_s`` = 0: direct path only.
 
-    With ``late_tail`` the ISM is used only up to the distance of the nearest missing image
-    (order max_order + 1), where it is still complete; beyond that a stochastic tail takes
+    With ``late_tail`` the ISM is used only up to the crossover: clip(RT60 / 4, 25 ms, 80 ms),
+    or earlier if the nearest missing image (order max_order + 1) comes first (the ISM is
+    complete up to there); beyond that a stochastic tail takes
     over: Gaussian noise with the listener's diffuse-field two-ear cross-spectrum (see
     ``_late_tail``), energy envelope exp(-13.8 t / RT60) whose level is fitted to the
     image-source energy between half the crossover time and the crossover. Without
@@ -308,8 +314,10 @@ def binaural_rir(room_dim, source, head_pos, head_yaw_deg, rt60_s, hrtf: HRTF, *
     pos, gain, _ = _images(dim, src, order, np.full(6, beta))
     crossover = np.inf
     if late_tail and rt60 > 0:
+        # The ISM is complete up to the nearest missing image; it hands over at the intended
+        # crossover if that comes first (the order is rounded up, so it usually does).
+        crossover = min(_first_missing_distance(dim, src, head, order) / C_SOUND, _crossover_target(rt60))
         # drop images beyond the crossover before computing their directions
-        crossover = _first_missing_distance(dim, src, head, order) / C_SOUND
         d = pos - head
         keep = np.einsum("ij,ij->i", d, d) < (crossover * C_SOUND) ** 2
         keep[0] = True

@@ -231,13 +231,14 @@ def test_sofa_errors(tmp_path):
         SofaHRTF(broken)
 
 
-def test_scatter_matches_naive_loop():
-    """The vectorised scatter (sparse kernels, chunked, time-major) equals a per-arrival loop,
-    including kernels cut at both ends of the output and several chunks."""
+@pytest.mark.parametrize("m", [40, 700])
+def test_scatter_matches_naive_loop(m):
+    """The vectorised scatter (sparse kernels, chunked, time-major; np.add.at for a few
+    arrivals) equals a per-arrival loop, including kernels cut at both ends of the output."""
     from binlearn.hrtf import _SINC_OFFSETS, _SINC_PHASES, _SINC_TABLE, _scatter
 
     rng = np.random.default_rng(1)
-    m, n_rows, length = 700, 3, 300
+    n_rows, length = 3, 300
     rows = rng.integers(0, n_rows, m)
     pos = rng.uniform(-40.0, length + 40.0, m)
     w = rng.standard_normal((2, m))
@@ -255,3 +256,20 @@ def test_scatter_matches_naive_loop():
     np.testing.assert_allclose(_scatter(rows, pos, w, n_rows, length, chunk=128), ref, atol=1e-12)
     np.testing.assert_allclose(_scatter(rows, pos, w, n_rows, length, "nearest"), ref_nearest, atol=1e-12)
     assert not _scatter(rows[:0], pos[:0], w[:, :0], n_rows, length).any()
+
+
+def test_diffuse_spectra_cached_per_listener():
+    from binlearn.hrtf import diffuse_cholesky, diffuse_spectra, fibonacci_directions
+
+    head = sample_listener(np.random.default_rng(5))
+    c11, c22, c21 = diffuse_spectra(head, 64)
+    assert diffuse_spectra(head, 64)[0] is c11  # computed once per listener
+    az, el = fibonacci_directions(64, np.random.default_rng(64))
+    H = np.fft.rfft(head.hrir(az, el), 1024, axis=-1)
+    np.testing.assert_allclose(c21, np.mean(H[:, 1] * np.conj(H[:, 0]), axis=0), rtol=1e-12)
+    # the factors reproduce the spectra: |l11|^2 = c11, l21 l11 = c21, |l21|^2 + l22^2 = c22
+    l11, l21, l22 = diffuse_cholesky(head, 513, 64)
+    np.testing.assert_allclose(l11**2, c11, rtol=1e-9)
+    np.testing.assert_allclose(l21 * l11, c21, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.abs(l21) ** 2 + l22**2, c22, rtol=1e-9)
+    assert np.all(np.abs(c21) <= np.sqrt(c11 * c22) * (1 + 1e-9))  # coherence <= 1

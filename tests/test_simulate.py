@@ -181,3 +181,21 @@ def test_simulate_with_sofa_heads(tmp_path):
     heads = {s: {r["listener_id"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
     assert all(h and all(x.startswith("sofa:head") for x in h) for h in heads.values())
     assert not (heads["train"] & heads["test"]) and not (heads["train"] & heads["val"])
+
+
+def test_shared_fft_convolution_matches_direct():
+    """render_clip's convolution (one FFT of the speech for several responses, trailing zeros
+    dropped) equals plain convolution truncated to the clip length."""
+    from binlearn.simulate import _convolve_heads
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(3000)
+    long_ir = rng.standard_normal((2, 900))
+    short_ir = np.zeros((2, 900))
+    short_ir[:, 5:40] = rng.standard_normal((2, 35))
+    silent = np.zeros((2, 50))
+    out = _convolve_heads(x, [long_ir, short_ir, silent], 3000)
+    for got, ir in zip(out, [long_ir, short_ir, silent]):
+        ref = np.stack([np.convolve(x, ir[c])[:3000] for c in range(2)])
+        assert got.shape == (2, 3000)
+        np.testing.assert_allclose(got, ref, atol=1e-10)

@@ -61,7 +61,7 @@ def test_distillation_overfits_a_handful_of_clips(tiny_dataset):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] / 3, (losses[0], losses[-1])
 
 
