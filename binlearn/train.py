@@ -256,7 +256,7 @@ def fit(task, model: torch.nn.Module, train: Clips, val: Clips, tcfg: TrainConfi
                 loss, _ = task.loss_fn(net, x, clean.to(dev), az)
             if not torch.isfinite(loss):
                 kept = f"last good checkpoint kept at {out}" if out.is_file() else "no checkpoint was written yet"
-                raise TrainingError(f"loss became {float(loss)} at step {step}; stopping ({kept})")
+                raise TrainingError(f"loss became {loss.item()} at step {step}; stopping ({kept})")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)

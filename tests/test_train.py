@@ -74,7 +74,7 @@ def test_doa_overfits_a_handful_of_clips(tiny_dataset):
     first = None
     for _ in range(150):
         loss, extra = task.loss_fn(model, x, clean, az)
-        first = first if first is not None else (float(loss), extra["mae_deg"])
+        first = first if first is not None else (loss.item(), extra["mae_deg"])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -192,6 +192,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path, m
     assert out.read_bytes() == before
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the deliberately garbage file
 def test_checkpoint_errors_are_one_line(tiny_dataset, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x04garbage")
