@@ -30,7 +30,7 @@ __all__ = [
     "fibonacci_directions",
     "diffuse_spectra",
     "diffuse_cholesky",
-    "diffuse_mix",
+    "diffuse_field_noise",
     "load_hrtf",
     "write_sofa",
 ]
@@ -470,7 +470,7 @@ def diffuse_cholesky(hrtf: HRTF, n_bins: int, n_dirs: int = 256) -> tuple[np.nda
     """Factors (l11, l21, l22), each (n_bins,), of the lower-triangular L(f) = [[l11, 0], [l21, l22]]
     with L L^H = mean_d H_d(f) H_d(f)^H, on the rfft grid of a signal with n_bins bins:
     independent white noises z1, z2 -> (l11 z1, l21 z1 + l22 z2) is noise with the two-ear
-    cross-spectrum of a diffuse field around this listener (see ``diffuse_mix``).
+    cross-spectrum of a diffuse field around this listener (see ``diffuse_field_noise``).
 
     The 2x2 cross-spectral matrix of many independent sources removes each HRIR's bulk delay,
     so it is smooth in frequency: it comes on a 1024-point grid and is interpolated.
@@ -486,10 +486,20 @@ def diffuse_cholesky(hrtf: HRTF, n_bins: int, n_dirs: int = 256) -> tuple[np.nda
     return l11, l21, l22
 
 
-def diffuse_mix(factors: tuple[np.ndarray, np.ndarray, np.ndarray], z: np.ndarray) -> np.ndarray:
-    """(2, F) spectra L z for independent noise spectra z (2, F) and ``diffuse_cholesky`` factors."""
-    l11, l21, l22 = factors
-    return np.stack([l11 * z[0], l21 * z[0] + l22 * z[1]])
+def diffuse_field_noise(hrtf: HRTF, n: int, rng: np.random.Generator, weights: np.ndarray | None = None,
+                        n_dirs: int = 256) -> np.ndarray:
+    """(2, n) Gaussian noise with the two-ear cross-spectrum of a diffuse field around ``hrtf``:
+    unit-variance white noise as heard through the field (per-sample variance = the
+    diffuse-field mean of |H|^2), optionally coloured by real per-bin amplitude ``weights``
+    (n // 2 + 1,). One FFT instead of many directions' convolutions.
+    """
+    n_bins = n // 2 + 1
+    l11, l21, l22 = diffuse_cholesky(hrtf, n_bins, n_dirs)
+    z = rng.standard_normal((2, 2, n_bins))
+    z = (z[0] + 1j * z[1]) * np.sqrt(n / 2.0)  # E|z|^2 = n, as the rfft of unit white noise
+    if weights is not None:
+        z *= weights
+    return np.fft.irfft(np.stack([l11 * z[0], l21 * z[0] + l22 * z[1]]), n=n, axis=-1)
 
 
 # ===================================================================== SOFA
@@ -593,7 +603,7 @@ class SofaHRTF(HRTF):
     def nearest(self, az_deg, el_deg) -> np.ndarray:
         """(n,) indices of the nearest measured directions (great-circle distance)."""
         az, el = _directions(az_deg, el_deg)
-        return self._tree.query(unit_vectors(az, el))[1]
+        return self._nearest_vectors(unit_vectors(az, el))
 
     def _nearest_vectors(self, u: np.ndarray) -> np.ndarray:
         # nearest chord = nearest great-circle distance (for unit vectors)

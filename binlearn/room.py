@@ -19,7 +19,7 @@ import functools
 import numpy as np
 from scipy import signal
 
-from .hrtf import HRTF, diffuse_cholesky, diffuse_mix
+from .hrtf import HRTF, diffuse_field_noise
 
 __all__ = [
     "RoomError",
@@ -337,7 +337,7 @@ def binaural_rir(room_dim, source, head_pos, head_yaw_deg, rt60_s, hrtf: HRTF, *
     n_tail = 0
     if late_tail and rt60 > 0 and crossover < length / fs:
         rest = _late_tail(hrtf, crossover, rt60, float(np.prod(dim)), length, fs, rng)
-        n_tail = length - min(length, int(np.ceil(crossover * fs)))
+        n_tail = length - _tail_start(crossover, length, fs)
         if u.shape[0] > 1:
             rest *= _tail_scale(refl, rest, t[1:], crossover, rt60, fs)
         rest += refl  # in place: a RIR-length temporary less
@@ -417,25 +417,27 @@ def _tail_scale(refl: np.ndarray, tail: np.ndarray, t_refl: np.ndarray, crossove
     return float(np.sqrt((e_ism / m_ism) / (e_tail / m_tail)))
 
 
+def _tail_start(crossover: float, length: int, fs: int) -> int:
+    """First sample of the stochastic tail (at or after the crossover time)."""
+    return min(length, int(np.ceil(crossover * fs)))
+
+
 def _late_tail(hrtf: HRTF, crossover: float, rt60: float, volume: float, length: int, fs: int,
                rng: np.random.Generator) -> np.ndarray:
     """(2, length) stochastic late reverberation, zero before ``crossover`` (s).
 
     Gaussian noise whose 2x2 cross-spectrum is the listener's diffuse-field one
-    (``diffuse_cholesky``): the limit of a dense sum of arrivals from uniformly random
+    (``diffuse_field_noise``): the limit of a dense sum of arrivals from uniformly random
     directions through the same HRTF, so the interaural coherence is right (high at low
     frequencies, low above ~1 kHz). Energy per second c / (4 pi V) exp(-k t) with
     k = 13.8 / RT60 (the diffuse-field expectation of the image-source energy; the caller
     refits the level to the image sources), with a 1 ms raised-cosine onset.
     One FFT of the RIR length instead of ~10^4 rendered arrivals.
     """
-    n_bins = length // 2 + 1
-    z = rng.standard_normal((2, 2, n_bins))
-    zc = (z[0] + 1j * z[1]) * np.sqrt(length / 2.0)  # E|zc|^2 = length, as the rfft of unit white noise
-    zc[:, 0] = 0.0  # no DC
-    # unit white noise through the diffuse field
-    y = np.fft.irfft(diffuse_mix(diffuse_cholesky(hrtf, n_bins), zc), n=length, axis=-1)
-    i0 = min(length, int(np.ceil(crossover * fs)))
+    no_dc = np.ones(length // 2 + 1)
+    no_dc[0] = 0.0
+    y = diffuse_field_noise(hrtf, length, rng, no_dc)
+    i0 = _tail_start(crossover, length, fs)
     k = 2 * _DECAY / rt60
     level = C_SOUND / (4 * np.pi * volume)
     t = np.arange(i0, length) / fs

@@ -15,7 +15,7 @@ from scipy import fft as sp_fft
 from scipy.signal import oaconvolve
 
 from .audio import read_audio
-from .hrtf import diffuse_cholesky, diffuse_mix, fibonacci_directions
+from .hrtf import diffuse_field_noise, fibonacci_directions
 
 __all__ = [
     "SignalError",
@@ -340,7 +340,7 @@ _BABBLE_POOL: dict[int, np.ndarray] = {}
 _POOL_TALKERS, _POOL_SECONDS = 24, 8.0
 
 
-def _babble_pool(fs: int) -> np.ndarray:
+def builtin_babble_pool(fs: int) -> np.ndarray:
     """(24, 8 s) built-in talkers, generated once per process from a fixed seed.
 
     Rendering a fresh talker per babble voice costs more than the rest of a clip; crops of a fixed pool
@@ -355,7 +355,7 @@ def _babble_pool(fs: int) -> np.ndarray:
 def _talker(n: int, rng, fs: int, speech_sources) -> np.ndarray:
     """(n,) one babble talker at RMS 0.1 (active), starting at a random point of its speech."""
     if speech_sources is None:
-        pool = _babble_pool(fs)
+        pool = builtin_babble_pool(fs)
         k = int(rng.integers(len(pool)))
         if n >= pool.shape[1]:  # longer than the pool: a fresh talker
             lead = int(rng.integers(0, fs // 2 + 1))
@@ -427,15 +427,11 @@ def diffuse_noise(
         spec = np.einsum("kf,kef->ef", sp_fft.rfft(talkers, size, axis=-1), sp_fft.rfft(h, size, axis=-1))
         out = sp_fft.irfft(spec, size, axis=-1)[:, h.shape[-1] - 1:m]  # the 'valid' part: n samples
         return out / binaural_rms(out)
-    n_bins = n // 2 + 1
-    factors = diffuse_cholesky(hrtf, n_bins, int(n_dirs))
-    z = rng.standard_normal((2, 2, n_bins))
-    z = z[0] + 1j * z[1]                                                   # (2, F) circular Gaussian
-    if kind == "pink":
-        f = np.arange(n_bins, dtype=np.float64)
-        z[:, 1:] /= np.sqrt(f[1:])
-        z[:, 0] = 0.0
-    out = np.fft.irfft(diffuse_mix(factors, z), n=n, axis=-1)
+    weights = None
+    if kind == "pink":  # amplitude 1 / sqrt(f), no DC
+        weights = np.zeros(n // 2 + 1)
+        weights[1:] = 1.0 / np.sqrt(np.arange(1, n // 2 + 1, dtype=np.float64))
+    out = diffuse_field_noise(hrtf, n, rng, weights, n_dirs=int(n_dirs))
     return out / binaural_rms(out)
 
 

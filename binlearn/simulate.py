@@ -35,7 +35,7 @@ from scipy import fft as sp_fft
 from .audio import atomic_write_text, write_wav
 from .hrtf import HRTF, load_hrtf, sample_listener
 from .room import binaural_rir, direct_rir, sample_geometry
-from .signals import NOISE_KINDS, _babble_pool, diffuse_noise, list_speech_files, load_speech, point_interferer, speech_like
+from .signals import NOISE_KINDS, builtin_babble_pool, diffuse_noise, list_speech_files, load_speech, point_interferer, speech_like
 
 FS = 16000
 SPLITS = ("train", "val", "test")
@@ -206,21 +206,13 @@ def _cached_sofa(path: str) -> HRTF:
 
 
 def _convolve_heads(x: np.ndarray, irs: list[np.ndarray], n: int) -> list[np.ndarray]:
-    """First n samples of x (T,) convolved with each (2, L) response, sharing one FFT of x.
+    """First n samples of x (T,) convolved with each (2, L_i) response, sharing one FFT of x.
 
-    Trailing zeros of a response are dropped first (the direct path is short), and the FFT
-    length covers the full linear convolution, so nothing wraps around into [0, n).
+    The FFT length covers the longest full linear convolution, so nothing wraps around into [0, n).
     """
-    irs = [_trim_zeros(ir) for ir in irs]
     size = sp_fft.next_fast_len(x.size + max(ir.shape[1] for ir in irs) - 1, real=True)
     spec = sp_fft.rfft(x, size)
     return [sp_fft.irfft(sp_fft.rfft(ir, size, axis=-1) * spec, size, axis=-1)[:, :n] for ir in irs]
-
-
-def _trim_zeros(ir: np.ndarray) -> np.ndarray:
-    """(2, L) response without its all-zero end (at least one sample)."""
-    nz = np.flatnonzero(np.any(ir != 0, axis=0))
-    return ir[:, :int(nz[-1]) + 1] if nz.size else ir[:, :1]
 
 
 def _uniform(rng: np.random.Generator, lo_hi: Sequence[float]) -> float:
@@ -252,7 +244,7 @@ def render_clip(cfg: SimConfig, index: int, split: str, speech_pool: list[Path] 
     speech = speech[:n]
 
     rir, info = binaural_rir(room, src, head_pos, yaw, rt60, head, rng=rng, fs=FS)
-    d_rir = direct_rir(room, src, head_pos, yaw, head, fs=FS, length=rir.shape[1])
+    d_rir = direct_rir(room, src, head_pos, yaw, head, fs=FS)  # short: the direct path only
     reverb, clean = _convolve_heads(speech, [rir, d_rir], n)
 
     kind = cfg.noise_kinds[int(rng.integers(len(cfg.noise_kinds)))]
@@ -387,7 +379,7 @@ def simulate(out_dir: str | os.PathLike, cfg: SimConfig, *, workers: int = 1, ov
     else:
         # Fork keeps start-up cheap; each clip seeds its own RNG, so scheduling order cannot change results.
         if cfg.speech_dir is None and "babble" in cfg.noise_kinds:
-            _babble_pool(FS)  # built once here and inherited by the forked workers (~0.7 s each otherwise)
+            builtin_babble_pool(FS)  # built once here and inherited by the forked workers (~0.7 s each otherwise)
         ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
         with ctx.Pool(workers, initializer=_limit_threads) as pool:
             for _ in pool.imap_unordered(_work, jobs, chunksize=1):
